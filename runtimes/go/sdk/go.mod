@@ -1,0 +1,3 @@
+module github.com/coda-serverless/coda/runtimes/go/sdk
+
+go 1.26
