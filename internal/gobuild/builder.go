@@ -50,6 +50,7 @@ type Builder struct {
 	goBin     string
 	goVersion string // e.g. go1.26.8; part of the cache key, since another toolchain builds another binary
 	dir       string
+	gocache   string // the go build cache; shareable between servers (it is safe for concurrent use)
 	log       *slog.Logger
 
 	mu     sync.Mutex
@@ -105,6 +106,7 @@ func New(cacheDir string, log *slog.Logger) (*Builder, error) {
 		goBin:     goBin,
 		goVersion: strings.TrimSpace(string(out)),
 		dir:       dir,
+		gocache:   filepath.Join(dir, "gocache"),
 		log:       log,
 		calls:     map[string]*call{},
 	}
@@ -193,3 +195,16 @@ func (b *Builder) removeStaleWork() {
 		}
 	}
 }
+
+// UseBuildCache points compilations at a shared go build cache, so that a new data directory
+// does not recompile the standard library (minutes on a small machine).
+func (b *Builder) UseBuildCache(dir string) { b.gocache = dir }
+
+// Warm compiles a trivial action so that the standard library and the SDK are in the build
+// cache before the first user's deploy needs them.
+func (b *Builder) Warm(ctx context.Context) error {
+	_, err := b.Build(ctx, []byte(warmSource), false)
+	return err
+}
+
+const warmSource = "package main\n\nfunc Main(p map[string]interface{}) map[string]interface{} { return p }\n"

@@ -70,7 +70,7 @@ func (b *Builder) env() []string {
 		"CGO_ENABLED": "0",
 		// -modcacherw: the module cache lives in cacheDir and must stay removable.
 		"GOFLAGS":     "-mod=mod -modcacherw -buildvcs=false",
-		"GOCACHE":     filepath.Join(b.dir, "gocache"),
+		"GOCACHE":     b.gocache,
 		"GOPATH":      filepath.Join(b.dir, "gopath"),
 		"GOMODCACHE":  filepath.Join(b.dir, "gopath", "pkg", "mod"),
 		"GOTOOLCHAIN": "local",

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/coda-serverless/coda/internal/entity"
@@ -44,31 +45,37 @@ func DefaultEnv(getenv func(string) string) []string {
 	return env
 }
 
-// FindPython returns the absolute path of a real Python 3.11 interpreter: the pyenv shim on
-// PATH adds ~100 ms to every start, so ask the interpreter itself where it lives, once.
-func FindPython(ctx context.Context) (string, error) {
-	candidates := []string{"python3.11", "python3"}
+// FindPython returns the absolute path of a real Python 3.11 interpreter. The pyenv shim on
+// PATH adds ~100 ms to every start (and asking it costs as much), so look for the real
+// interpreter where installers put it; a shim is used only to ask, as a last resort.
+func FindPython(ctx context.Context, getenv func(string) string) (string, error) {
+	var candidates []string
+	if p := getenv("CODA_PYTHON"); p != "" {
+		candidates = append(candidates, p)
+	}
+	for _, root := range []string{getenv("PYENV_ROOT"), filepath.Join(getenv("HOME"), ".pyenv"), "/root/.pyenv"} {
+		if root == "" {
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(root, "versions", "3.11*", "bin", "python3.11"))
+		slices.Reverse(m) // newest patch release first
+		candidates = append(candidates, m...)
+	}
+	candidates = append(candidates, "/usr/local/bin/python3.11", "/usr/bin/python3.11")
 	for _, c := range candidates {
-		path, err := exec.LookPath(c)
-		if err != nil {
-			continue
-		}
-		out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable if sys.version_info[:2] == (3, 11) else '')").Output()
-		if err != nil {
-			continue
-		}
-		if exe := strings.TrimSpace(string(out)); exe != "" {
-			if real, err := filepath.EvalSymlinks(exe); err == nil {
-				return real, nil
-			}
-			return exe, nil
+		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return c, nil
 		}
 	}
-	matches, _ := filepath.Glob("/root/.pyenv/versions/3.11*/bin/python3.11")
-	if len(matches) > 0 {
-		return matches[len(matches)-1], nil
+	path, err := exec.LookPath("python3.11")
+	if err != nil {
+		return "", fmt.Errorf("invoker: no Python 3.11 interpreter found")
 	}
-	return "", fmt.Errorf("invoker: no Python 3.11 interpreter found")
+	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return "", fmt.Errorf("invoker: %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // StemKinds lists the interpreted kinds, whose start-up is worth prewarming.

@@ -69,6 +69,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 
 // Run starts the platform, prints the ready line, and serves until ctx ends.
 func Run(ctx context.Context, cfg config.Config, env Env, log *slog.Logger) error {
+	began := time.Now()
+	mark := func(step string) { log.Debug("start-up", "step", step, "at", time.Since(began)) }
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -82,6 +84,7 @@ func Run(ctx context.Context, cfg config.Config, env Env, log *slog.Logger) erro
 	} else if n > 0 {
 		log.Warn("closed activations interrupted by the previous stop", "count", n)
 	}
+	mark("store opened")
 	if err := ensureGuest(ctx, st, cfg); err != nil {
 		return err
 	}
@@ -100,12 +103,14 @@ func Run(ctx context.Context, cfg config.Config, env Env, log *slog.Logger) erro
 	}
 	defer host.Close()
 
+	mark("runtimes and sandbox ready")
 	b, err := bus.Embedded(ctx, filepath.Join(cfg.Data, "nats"), log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
+	mark("bus ready")
 	pool, err := invoker.New(ctx, invoker.Config{Host: host, Launcher: launcher, Recorder: rec, Log: log,
 		KeepAlive: cfg.KeepAlive, PauseGrace: cfg.PauseGrace, MemoryMB: cfg.MemoryPool, StemCells: cfg.StemCells})
 	if err != nil {
@@ -125,6 +130,7 @@ func Run(ctx context.Context, cfg config.Config, env Env, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	mark("invoker, controller and API ready")
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -234,12 +240,20 @@ func runtimesFor(ctx context.Context, cfg config.Config, env Env, log *slog.Logg
 	} else {
 		log.Warn("node not found: nodejs actions cannot run here")
 	}
-	if p, err := invoker.FindPython(ctx); err == nil {
+	if p, err := invoker.FindPython(ctx, env.Getenv); err == nil {
 		r.Python = p
 	} else {
 		log.Warn("python 3.11 not found: python actions cannot run here", "err", err)
 	}
 	if gb, err := gobuild.New(filepath.Join(cfg.Data, "go"), log); err == nil {
+		if cache, err := os.UserCacheDir(); err == nil {
+			gb.UseBuildCache(filepath.Join(cache, "coda", "gocache"))
+		}
+		go func() {
+			if err := gb.Warm(context.WithoutCancel(ctx)); err != nil {
+				log.Warn("warming the go build cache failed", "err", err)
+			}
+		}()
 		r.Go = gb
 	} else {
 		log.Warn("go toolchain not found: go actions can be prebuilt executables only", "err", err)
