@@ -159,10 +159,10 @@ func (f *fakeStore) CreateUser(context.Context, string) (*store.User, error) { r
 func (f *fakeStore) EnsureUser(context.Context, string, string, string) error {
 	return nil
 }
-func (f *fakeStore) DeleteUser(context.Context, string) error            { return nil }
-func (f *fakeStore) ListUsers(context.Context) ([]*store.User, error)    { return nil, nil }
-func (f *fakeStore) IntegrityCheck(context.Context) error                { return nil }
-func (f *fakeStore) Close() error                                        { return nil }
+func (f *fakeStore) DeleteUser(context.Context, string) error         { return nil }
+func (f *fakeStore) ListUsers(context.Context) ([]*store.User, error) { return nil, nil }
+func (f *fakeStore) IntegrityCheck(context.Context) error             { return nil }
+func (f *fakeStore) Close() error                                     { return nil }
 func (f *fakeStore) Authenticate(_ context.Context, uuid, key string) (string, error) {
 	f.authCalls.Add(1)
 	f.mu.Lock()

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -26,6 +29,15 @@ func FuzzInvokeBody(f *testing.F) {
 			if params != nil {
 				t.Fatalf("%q: params with an error", body)
 			}
+		}
+		if err == nil && len(bytes.TrimSpace(body)) > 0 {
+			var want map[string]json.RawMessage
+			if json.Unmarshal(body, &want) != nil || !reflect.DeepEqual(params, want) {
+				t.Fatalf("%q: decoded %q, encoding/json %q", body, params, want)
+			}
+		}
+		if err != nil && json.Unmarshal(body, new(map[string]json.RawMessage)) == nil && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+			t.Fatalf("%q: rejected, but encoding/json takes it", body)
 		}
 		req := httptest.NewRequest("POST", invokePath+"?blocking=true&result=true", strings.NewReader(string(body)))
 		req.Header.Set("Authorization", basicAuth(testUUID, testKey))

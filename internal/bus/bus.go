@@ -158,6 +158,12 @@ type Work struct {
 // Consume hands every message of the invoker's work queue to handle, on its own goroutine,
 // until the returned stop is called. Unacknowledged work is redelivered after a restart.
 func (b *Bus) Consume(ctx context.Context, invoker string, handle func(Work)) (stop func(), err error) {
+	// The invoker is (re)starting, so nothing of its queue is in progress any more: a fresh
+	// consumer hands out at once what the previous run took but never acknowledged, instead
+	// of after the ack wait. The stream keeps those messages (work-queue retention).
+	if err := b.js.DeleteConsumer(ctx, WorkStream, "invoker-"+invoker); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("bus: reset consumer: %w", err)
+	}
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, WorkStream, jetstream.ConsumerConfig{
 		Durable:       "invoker-" + invoker,
 		FilterSubject: WorkSubject(invoker),

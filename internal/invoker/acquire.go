@@ -163,7 +163,7 @@ func (p *Pool) coldStart(ctx context.Context, a *activation, key string, mem int
 	if init.Main == "" {
 		init.Main = "main"
 	}
-	limit := min(time.Duration(act.Limits.Timeout)*time.Millisecond, initLimit)
+	limit := max(time.Duration(act.Limits.Timeout)*time.Millisecond, initLimit)
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	fail := func(msg string) (*instance, error) {

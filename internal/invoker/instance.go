@@ -180,8 +180,17 @@ func (in *instance) send(m protocol.Message) error {
 // kill terminates the process tree and waits until its output is consumed.
 func (in *instance) kill() {
 	_ = in.toW.Close()
+	select {
+	case <-in.exited:
+		return
+	default:
+	}
 	if err := in.proc.Kill(); err != nil {
-		in.log.Warn("kill instance", "err", err)
+		select {
+		case <-in.exited: // it exited by itself meanwhile and its cgroup is gone
+		default:
+			in.log.Warn("kill instance", "err", err)
+		}
 	}
 	<-in.exited
 }

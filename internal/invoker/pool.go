@@ -22,9 +22,9 @@ const (
 	// backstopLimit bounds the OS backstop before a terminate: long enough for a kernel send
 	// queue to drain to a live peer, short enough that a dead peer does not hold memory.
 	backstopLimit = 5 * time.Second
-	// initLimit bounds init when the action's own timeout is longer: loading code that takes
-	// longer is broken.
-	initLimit = 60 * time.Second
+	// initLimit is the least time loading code gets, apart from the action's timeout (as
+	// Lambda's separate init phase): a cold start on a busy host must not eat a short timeout.
+	initLimit = 10 * time.Second
 	// freezeLimit bounds a freeze or thaw of a cgroup.
 	freezeLimit = 5 * time.Second
 )

@@ -77,13 +77,11 @@ func (s *Service) handleWork(w bus.Work) {
 		_ = w.Ack()
 		return
 	}
-	if w.Delivered > 1 {
-		// Redelivered after a crash: if it had started, its record was closed as interrupted
-		// at start-up; running it again would repeat its side effects.
-		if _, err := s.Store.GetActivation(context.Background(), inv.Namespace, inv.ActivationID); err == nil {
-			_ = w.Ack()
-			return
-		}
+	// Work is redelivered after a crash of coda serve. If it had started, its record exists
+	// (closed as interrupted at start-up) and running it again would repeat its side effects.
+	if _, err := s.Store.GetActivation(context.Background(), inv.Namespace, inv.ActivationID); err == nil {
+		_ = w.Ack()
+		return
 	}
 	s.run(&inv, func(*entity.Activation) {})
 	if err := w.Ack(); err != nil {
