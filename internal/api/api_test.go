@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -503,4 +504,44 @@ func TestIDGenerator(t *testing.T) {
 	if g.next([]string{"bad id\n"}) == "bad id\n" {
 		t.Fatal("an unsafe client id was kept")
 	}
+}
+
+func TestNewRejectsIncompleteConfig(t *testing.T) {
+	if _, err := New(Config{Controller: &fakeController{}}); err == nil {
+		t.Error("nil store accepted")
+	}
+	if _, err := New(Config{Store: newFakeStore()}); err == nil {
+		t.Error("nil controller accepted")
+	}
+}
+
+func TestRequestsLogAtDebugOnly(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	st := newFakeStore()
+	h, err := New(Config{Store: st, Controller: &fakeController{st: st},
+		Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/api/v1/namespaces", nil)
+	req.Header.Set("Authorization", basicAuth(testUUID, testKey))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "status=200") || strings.Contains(out, "level=INFO") {
+		t.Fatalf("log: %s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -109,6 +109,10 @@ func startInstance(ctx context.Context, host *sandbox.Host, spec sandbox.Spec, s
 		dec := protocol.NewDecoder(fromR)
 		for {
 			m, err := dec.Next()
+			if protocol.Recoverable(err) {
+				in.log.Warn("ignoring a malformed protocol line from the runtime", "err", err)
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
 					in.log.Warn("instance protocol stream failed", "err", err)

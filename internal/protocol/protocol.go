@@ -74,6 +74,14 @@ type Message struct {
 // ErrLineTooLong is returned by Decoder.Next for a line over MaxLine.
 var ErrLineTooLong = errors.New("protocol: line too long")
 
+// ErrBadLine is returned (wrapped) for a line that is not a message; the stream stays usable.
+var ErrBadLine = errors.New("protocol: bad line")
+
+// Recoverable reports whether Next may be called again after err (a bad or oversized line).
+func Recoverable(err error) bool {
+	return errors.Is(err, ErrBadLine) || errors.Is(err, ErrLineTooLong)
+}
+
 // Decoder reads messages, one per line.
 type Decoder struct {
 	r   *bufio.Reader
@@ -99,10 +107,10 @@ func (d *Decoder) Next() (Message, error) {
 		}
 		var m Message
 		if err := json.Unmarshal(line, &m); err != nil {
-			return Message{}, fmt.Errorf("protocol: bad line %.80q: %w", line, err)
+			return Message{}, fmt.Errorf("%w %.80q: %w", ErrBadLine, line, err)
 		}
 		if m.Type == "" {
-			return Message{}, fmt.Errorf("protocol: message without type: %.80q", line)
+			return Message{}, fmt.Errorf("%w: message without type: %.80q", ErrBadLine, line)
 		}
 		return m, nil
 	}
