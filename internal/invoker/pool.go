@@ -159,7 +159,11 @@ func (p *Pool) Run(ctx context.Context, inv *Invocation, action *entity.Action, 
 	case <-a.responseCh:
 	case <-a.endCh:
 	}
-	onResponse(a.record())
+	// Recorded at the response too, so that a crash of coda serve during the background phase
+	// still leaves the response the caller got on the record.
+	resp := a.record()
+	onResponse(resp)
+	p.cfg.Recorder.Record(resp)
 	<-a.endCh
 	r := a.record()
 	p.cfg.Recorder.Record(r)

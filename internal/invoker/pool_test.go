@@ -110,7 +110,9 @@ func run(t *testing.T, p *Pool, a *entity.Action, params map[string]any) (resp, 
 	return resp, final
 }
 
-func annotation(r *entity.Activation, key string) (json.RawMessage, bool) { return r.Annotations.Get(key) }
+func annotation(r *entity.Activation, key string) (json.RawMessage, bool) {
+	return r.Annotations.Get(key)
+}
 
 func termination(t *testing.T, r *entity.Activation) entity.Termination {
 	t.Helper()
