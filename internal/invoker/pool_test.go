@@ -82,11 +82,6 @@ func nodeAction(name, code string, mut func(*entity.Action)) *entity.Action {
 	return a
 }
 
-var idSeq struct {
-	sync.Mutex
-	n int
-}
-
 // run executes one activation and returns the records at response and at end.
 func run(t *testing.T, p *Pool, a *entity.Action, params map[string]any) (resp, final *entity.Activation) {
 	t.Helper()

@@ -141,6 +141,10 @@ func Run(ctx context.Context, cfg config.Config, env Env, log *slog.Logger) erro
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if addr := env.Getenv("CODA_PPROF"); addr != "" {
+		// Profiling for developers (go tool pprof http://ADDR/debug/pprof/profile); loopback only.
+		go servePprof(addr, log)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("coda serving", "url", url, "data", cfg.Data, "isolation", host.Describe(),

@@ -19,6 +19,11 @@ const (
 	// write (disk full, a long foreign write lock): quick first, then gentle on the log.
 	retryMin = 50 * time.Millisecond
 	retryMax = 5 * time.Second
+	// coalesceWindow is how long the flusher lets records gather before a write: most
+	// activations are recorded at their start, response and end within a few milliseconds,
+	// and each write costs the same whether it holds one record or fifty. Readers do not wait
+	// for it: GetActivation serves unwritten records from memory.
+	coalesceWindow = 20 * time.Millisecond
 )
 
 // ErrRecorderClosed is returned by Flush when the recorder stopped before writing everything.
@@ -179,6 +184,11 @@ func (r *Recorder) run() {
 			}
 			r.mu.Unlock()
 			<-r.wake
+			r.mu.Lock()
+		}
+		if !r.closed {
+			r.mu.Unlock()
+			time.Sleep(coalesceWindow)
 			r.mu.Lock()
 		}
 		batch := r.pending
