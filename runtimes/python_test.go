@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -704,4 +705,46 @@ func benchPython(b *testing.B, code, tracking string) {
 		next(protocol.TypeEnd)
 	}
 	b.ReportMetric(float64(respTotal.Microseconds())/float64(b.N), "resp-µs")
+}
+
+// An un-awaited task whose only references are weak (asyncio streams hold their reader
+// weakly) must not be garbage-collected mid-I/O: the runtime holds tracked tasks strongly.
+func TestPythonUnreferencedTaskIsNotCollected(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				_, _ = c.Read(buf)
+				time.Sleep(300 * time.Millisecond) // the reply comes later, after several GCs
+				_, _ = c.Write([]byte("+PONG\r\n"))
+			}()
+		}
+	}()
+	marker := pyMarker(t)
+	p := pyReady(t, fmt.Sprintf(`import asyncio, gc
+async def ping():
+    r, w = await asyncio.open_connection('127.0.0.1', %d)
+    w.write(b'PING\r\n')
+    await w.drain()
+    line = await r.readline()
+    open(%q, 'w').write(line.decode())
+async def main(params):
+    asyncio.create_task(ping())
+    for _ in range(3):
+        await asyncio.sleep(0.02)
+        gc.collect()
+    return {'ok': True}
+`, ln.Addr().(*net.TCPAddr).Port, marker))
+	pyRun(p, "gc1", "decoupled", nil)
+	assertEndAfterMarker(t, collect(p, "gc1"), marker, "asyncio task ping")
 }

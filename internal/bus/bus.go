@@ -31,6 +31,9 @@ const (
 	ackWait = 6 * time.Minute
 )
 
+// MaxMessage bounds one bus message: an activation record with its logs and result.
+const MaxMessage = 16 << 20
+
 // Bus is a connection to NATS (and the embedded server when it owns one).
 type Bus struct {
 	srv *server.Server
@@ -50,6 +53,10 @@ func Embedded(ctx context.Context, dir string, log *slog.Logger) (*Bus, error) {
 		SyncAlways: true,
 		NoLog:      true,
 		NoSigs:     true,
+		// A blocking invoke's reply carries the whole record: up to 10 MB of logs and a 1 MB
+		// result. NATS's default of 1 MB would silently drop it.
+		MaxPayload: MaxMessage,
+		MaxPending: 4 * MaxMessage,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -14,6 +14,11 @@ import (
 	"github.com/coda-serverless/coda/internal/sandbox"
 )
 
+// PidsMax bounds an instance's processes and threads: Node.js alone runs about eleven threads,
+// and several activations in their background phase may each have a child runtime; a fork
+// bomb still stops here.
+const PidsMax = 512
+
 // Builder turns Go code into an executable (internal/gobuild).
 type Builder interface {
 	Build(ctx context.Context, code []byte, binary bool) (string, error)
@@ -104,7 +109,7 @@ func (r *Runtimes) InitCode(kind string, a *entity.Action) (string, bool) {
 
 // Spec says how to start an instance of kind (a stem cell when a is nil).
 func (r *Runtimes) Spec(ctx context.Context, kind string, a *entity.Action) (sandbox.Spec, error) {
-	spec := sandbox.Spec{Env: r.Env, Dir: "/tmp", ReadOnly: []string{r.Dir}}
+	spec := sandbox.Spec{Env: r.Env, Dir: "/tmp", ReadOnly: []string{r.Dir}, PidsMax: PidsMax}
 	switch kind {
 	case entity.KindNode:
 		if r.Node == "" {

@@ -233,6 +233,10 @@ func (p *Pool) route(in *instance, m protocol.Message) {
 		if a.mode == entity.ModeCoupled {
 			cause = protocol.CauseCoupled
 		}
+		if cause == protocol.CauseSettled && !p.now().Before(a.deadline) {
+			// Work that gave up because its deadline passed (a Go context, say) did not settle.
+			cause = protocol.CauseDeadline
+		}
 		p.end(a, cause, m.Pending)
 	}
 }

@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 	root := os.Geteuid() == 0
 	if !root {
 		parts = append(parts, "no cgroups (not root)")
-	} else if cg, err := detectCgroups(cfg.Root, log); err != nil {
+	} else if cg, err := reapThenDetect(ctx, cfg.Root, log); err != nil {
 		parts = append(parts, "no cgroups ("+err.Error()+")")
 	} else {
 		h.cg = cg
@@ -121,6 +121,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Host, error) {
 		close(h.poolDone)
 	}
 	return h, nil
+}
+
+// reapThenDetect first removes what servers killed without a chance to clean up left
+// behind (see reap.go), then prepares this server's root.
+func reapThenDetect(ctx context.Context, name string, log logger) (cgroupDriver, error) {
+	reapStale(ctx, log)
+	return detectCgroups(name, log)
 }
 
 // Describe says what isolation instances get, for one log line at start-up.

@@ -24,8 +24,12 @@ const hangGuard = 20 * time.Second
 
 func TestMain(m *testing.M) {
 	RunShimIfRequested()
-	if os.Getenv("CODA_SANDBOX_TEST_HELPER") == "tcpwrite" {
+	switch os.Getenv("CODA_SANDBOX_TEST_HELPER") {
+	case "tcpwrite":
 		tcpWriteHelper()
+		return
+	case "server":
+		serverHelper() // reap_test.go
 		return
 	}
 	os.Exit(m.Run())

@@ -302,6 +302,10 @@ class Runtime:
     def __init__(self):
         self.loop = Loop(self)
         asyncio.set_event_loop(self.loop)
+        # Tracked tasks, strongly held: asyncio keeps only weak references to tasks, so an
+        # un-awaited task blocked on a stream (whose reader is also weakly held) could be
+        # garbage-collected mid-write, and its activation would wait for it until the deadline.
+        self._live_tasks = set()
         self.loop.set_task_factory(self._task_factory)
         self.loop_thread = threading.get_ident()
         self.activations = {}
@@ -386,6 +390,8 @@ class Runtime:
         if act is not None and not act.ended:
             token = next(_tokens)
             self._track(act, token, "asyncio task " + _describe_awaitable(coro))
+            self._live_tasks.add(task)
+            task.add_done_callback(self._live_tasks.discard, context=ROOT)
             task.add_done_callback(functools.partial(self._tracked_done, act, token), context=ROOT)
         return task
 
