@@ -50,6 +50,9 @@ type activation struct {
 
 	inst *instance // set by the pool before run
 
+	recMu            sync.Mutex // orders the delayed "running" record before the response's
+	recordedResponse bool
+
 	mu          sync.Mutex
 	logs        []string
 	logBytes    int

@@ -125,7 +125,7 @@ func TestClientErrors(t *testing.T) {
 		status, body, _ = s.Do(t, http.MethodGet, "/namespaces/_/activations/"+aliceAct, nil)
 		walled("guest reads alice's activation", status, body)
 		status, body, _ = s.Do(t, http.MethodGet, "/namespaces/_/actions", nil)
-		if strings.Contains(string(body), "secret") {
+		if status != http.StatusOK || strings.Contains(string(body), "secret") {
 			t.Errorf("guest's action list shows alice's action: %s", body)
 		}
 		// alice → guest
