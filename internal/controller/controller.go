@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -205,8 +207,12 @@ func (c *Controller) Prepare(ctx context.Context, a *entity.Action) error {
 		if !a.Exec.Binary {
 			return &InvalidActionError{Msg: "a blackbox action is a zip (binary: true) with an executable named exec at its root"}
 		}
-		if _, err := c.cfg.Unzip(code); err != nil {
+		dir, err := c.cfg.Unzip(code)
+		if err != nil {
 			return &InvalidActionError{Msg: "the zip cannot be used: " + err.Error()}
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "exec")); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+			return &InvalidActionError{Msg: "the zip has no executable file named exec at its root"}
 		}
 	}
 	return nil

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coda-serverless/coda/internal/protocol"
 	"github.com/coda-serverless/coda/internal/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // state is where an instance is in its life. Only the pool moves it (under the pool's lock).
@@ -62,6 +64,48 @@ type instance struct {
 	// outMu guards the raw-output attribution, which the output readers consult.
 	outMu  sync.Mutex
 	single *activation // the only activation in flight, for raw stdout/stderr lines
+
+	rawFDs  [2]int       // read ends of stdout and stderr, for drainRaw
+	rawBusy atomic.Int32 // output readers holding bytes they have not attributed yet
+}
+
+// Bounds of drainRaw: output a runtime wrote before its end message is normally read within
+// microseconds; a runtime flooding its stdout must not hold the protocol reader for long.
+const (
+	rawDrainLimit = 50 * time.Millisecond
+	rawDrainPoll  = 100 * time.Microsecond
+)
+
+// drainRaw waits until the raw output the runtime wrote so far has been attributed: the
+// runtime wrote it before the protocol message being handled, but it travels on other pipes.
+func (in *instance) drainRaw() {
+	deadline := time.Now().Add(rawDrainLimit)
+	quiet := 0
+	for quiet < 2 && time.Now().Before(deadline) {
+		if in.rawBusy.Load() == 0 && pipeEmpty(in.rawFDs[0]) && pipeEmpty(in.rawFDs[1]) {
+			quiet++ // twice, so that a chunk between read(2) and rawBusy is not missed
+		} else {
+			quiet = 0
+		}
+		if quiet < 2 {
+			time.Sleep(rawDrainPoll)
+		}
+	}
+}
+
+// rawFD returns f's descriptor without File.Fd's side effect of making it blocking (which
+// would take the readers off the poller). It is only used for FIONREAD while f is open.
+func rawFD(f *os.File) int {
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(u uintptr) { fd = int(u) })
+	}
+	return fd
+}
+
+func pipeEmpty(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+	return err != nil || n == 0
 }
 
 // quiescent: none of its activations is between start and end.
@@ -129,6 +173,7 @@ func startInstance(ctx context.Context, host *sandbox.Host, spec sandbox.Spec, s
 			route(in, m)
 		}
 	}()
+	in.rawFDs = [2]int{rawFD(outR), rawFD(errR)}
 	go in.readRaw(&readers, outR, "stdout")
 	go in.readRaw(&readers, errR, "stderr")
 	go func() {
@@ -153,6 +198,7 @@ func (in *instance) readRaw(wg *sync.WaitGroup, r io.Reader, stream string) {
 	br := bufio.NewReaderSize(r, maxRawLine)
 	for {
 		line, err := br.ReadSlice('\n')
+		in.rawBusy.Add(1)
 		if len(line) > 0 {
 			text := string(line)
 			if text[len(text)-1] == '\n' {
@@ -167,6 +213,7 @@ func (in *instance) readRaw(wg *sync.WaitGroup, r io.Reader, stream string) {
 				in.log.Debug("unattributed runtime output", "stream", stream, "line", text)
 			}
 		}
+		in.rawBusy.Add(-1)
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}

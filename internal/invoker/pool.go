@@ -231,6 +231,9 @@ func (p *Pool) route(in *instance, m protocol.Message) {
 		}
 		return
 	}
+	if m.Type == protocol.TypeEnd || (m.Type == protocol.TypeResponse && (a.mode == entity.ModeCoupled || !in.tracked)) {
+		in.drainRaw() // output written before the end still belongs to the activation
+	}
 	switch m.Type {
 	case protocol.TypeResponse:
 		code, result := responseFromRuntime(m.Result, m.Error)
