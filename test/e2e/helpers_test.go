@@ -192,7 +192,7 @@ var cgroupLine = regexp.MustCompile(`cgroup v[12] \(([^)]*)\)`)
 // the cgroup controller named (e.g. "pids", "memory").
 func requireIsolation(t *testing.T, s *testenv.Server, controller string) {
 	t.Helper()
-	logs := s.Logs()
+	logs := startupLog(t, s)
 	m := cgroupLine.FindStringSubmatch(logs)
 	if m == nil {
 		t.Skipf("isolation is not active on this host (no cgroup controllers in the server log): %s", isolationLine(logs))
@@ -216,3 +216,14 @@ func isolationLine(logs string) string {
 
 // clientFilter lists one action's activations.
 func clientFilter(name string) client.ActivationFilter { return client.ActivationFilter{Name: name} }
+
+// startupLog returns the server's log once it holds the start-up line (stderr is copied
+// asynchronously, so it may trail the ready line on stdout).
+func startupLog(t *testing.T, s *testenv.Server) string {
+	t.Helper()
+	deadline := time.Now().Add(procGuard)
+	for !strings.Contains(s.Logs(), "coda serving") && time.Now().Before(deadline) {
+		time.Sleep(pollPeriod)
+	}
+	return s.Logs()
+}
