@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coda-serverless/coda/internal/protocol"
 )
@@ -61,6 +62,10 @@ func TestSourceActionRuns(t *testing.T) {
 	}
 	if end := msgs[len(msgs)-1]; end.Cause != protocol.CauseSettled {
 		t.Fatalf("end %+v", end)
+	}
+	// stdout travels apart from the protocol pipe: give its copier time (a hang guard only).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.rawOutput(), "hello from main") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if !strings.Contains(p.rawOutput(), "hello from main") {
 		t.Errorf("stdout %q lacks the function's print", p.rawOutput())
