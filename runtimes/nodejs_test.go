@@ -373,6 +373,9 @@ func TestNodeCoupled(t *testing.T) {
 	if got := nodeTypes(msgs); len(got) != 2 || got[0] != protocol.TypeResponse || got[1] != protocol.TypeEnd {
 		t.Fatalf("coupled messages %v, want [response end]", got)
 	}
+	if msgs[1].Cause != protocol.CauseCoupled {
+		t.Fatalf("coupled end cause %q, want %q", msgs[1].Cause, protocol.CauseCoupled)
+	}
 }
 
 func TestNodeTrackingOff(t *testing.T) {

@@ -19,7 +19,7 @@ async function load(msg) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coda-action-'));
   if (msg.binary) {
     extract(Buffer.from(msg.code || '', 'base64'), dir);
-    return pick(await loadPackage(dir), null, name);
+    return pick((await settled(await loadPackage(dir), name)).exp, null, name);
   }
   return loadSource(String(msg.code || ''), dir, name);
 }
@@ -67,7 +67,8 @@ async function loadSource(code, dir, name) {
   try {
     m._compile(code + suffix, filename);
   } catch (e) {
-    if (e instanceof SyntaxError && /\b(import|export)\b|await is only valid/.test(e.message)) {
+    // Node.js 20.19+ compiles ES module syntax itself, but not a module with top-level await.
+    if ((e instanceof SyntaxError && /\b(import|export)\b|await is only valid/.test(e.message)) || (e && e.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
       // An ES module: load it as one.
       const file = path.join(dir, 'index.mjs');
       fs.writeFileSync(file, code);
@@ -86,7 +87,15 @@ async function loadSource(code, dir, name) {
     m.topMain = globalThis[TOP_MAIN];
     delete globalThis[TOP_MAIN];
   }
-  return pick(m.exports, m.topMain, name);
+  return pick((await settled(m.exports, name)).exp, m.topMain, name);
+}
+
+// settled awaits a module whose exports are a promise (`module.exports = (async () => {...})()`,
+// a module that must finish setting up before it can serve) and returns what it resolves to.
+// (Not async itself: returning a thenable from an async function would adopt it in every case.)
+function settled(exp, name) {
+  if (exp == null || typeof exp.then !== 'function' || typeof exp[name] === 'function') return { exp };
+  return Promise.resolve(exp).then((v) => ({ exp: v }));
 }
 
 function isIdentifier(name) {

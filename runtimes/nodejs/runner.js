@@ -17,6 +17,7 @@ const net = require('net');
 const { AsyncLocalStorage } = require('async_hooks');
 const { Tracker } = require('./tracker');
 const loader = require('./loader');
+const hooks = require('./hooks');
 
 const IN_FD = 3;
 const OUT_FD = 4;
@@ -33,6 +34,12 @@ const SNAPSHOT_MS = 50;
 // A user line longer than this is cut, so no log message nears the protocol's 16 MiB line limit
 // even after JSON escaping (up to 6 bytes per character).
 const LOG_LINE_MAX = 256 * 1024;
+// Work the action's module starts while loading (a client connecting at module scope) is waited
+// for before `ready`, as an activation's work is before its end, or the first activation would
+// run against a half-connected client whose queued commands no activation owns. Work that never
+// settles must not stop the instance from starting: past this bound `ready` goes out anyway
+// (with what was pending on stderr), well within the invoker's 10 s init limit.
+const INIT_SETTLE_MAX_MS = 5000;
 
 const TRACKING = !/^(off|0|false|no)$/i.test(process.env.CODA_NODE_TRACKING || '');
 
@@ -243,7 +250,11 @@ function finishMain(act, value, threw, logged) {
   } else {
     send(line);
   }
-  if (act.mode === 'coupled' || tracker === null) {
+  if (act.mode === 'coupled') {
+    end(act, 'coupled', null);
+    return;
+  }
+  if (tracker === null) {
     end(act, 'settled', null);
     return;
   }
@@ -260,17 +271,23 @@ function errorLine(act, text) {
 // and finished unseen in between (gen counts operations started).
 function check(act, now, first) {
   const n = tracker.count(act);
+  if (n > 0 && (first || now - act.lastSnap >= SNAPSHOT_MS)) snapshot(act, now);
+  if (quiet(act, n, now)) end(act, 'settled', null);
+}
+
+// quiet moves act's quiet window on, given n operations pending now, and reports whether it has
+// lasted QUIET_MS.
+function quiet(act, n, now) {
   if (n > 0) {
     act.quietSince = -1;
-    if (first || now - act.lastSnap >= SNAPSHOT_MS) snapshot(act, now);
-    return;
+    return false;
   }
   if (act.quietSince < 0 || act.quietGen !== act.gen) {
     act.quietSince = now;
     act.quietGen = act.gen;
-    return;
+    return false;
   }
-  if (now - act.quietSince >= QUIET_MS) end(act, 'settled', null);
+  return now - act.quietSince >= QUIET_MS;
 }
 
 function snapshot(act, now) {
@@ -331,16 +348,49 @@ async function onInit(msg) {
   initializing = true;
   const env = msg.env;
   if (env && typeof env === 'object') for (const k in env) process.env[k] = String(env[k]);
+  // Loading runs as a pseudo-activation, so that the tracker counts the work it starts; its
+  // output still goes to fd 1/2 (no activation is in flight) and it ends before `ready`.
+  const initAct = new Activation({ id: msg.id ?? '', mode: 'init' });
+  initAct.init = true;
   try {
-    const a = await loader.load(msg);
+    const a = await als.run(initAct, loader.load, msg);
+    if (tracker !== null && initAct.gen > 0) await settleInit(initAct);
     action = a;
     send(`{"type":"ready","id":${idJson},"end":true}`);
   } catch (e) {
     send(`{"type":"ready","id":${idJson},"error":${JSON.stringify(loader.describe(e))}}`);
   } finally {
+    // From now on the init work's callbacks run as no activation's: nothing they start counts.
+    initAct.closed = true;
+    if (tracker !== null) tracker.release(initAct);
     initializing = false;
   }
   while (queued.length > 0 && !initializing) dispatch(queued.shift());
+}
+
+// settleInit resolves once the work started while loading has settled (the activations' rule:
+// nothing pending for QUIET_MS), or after INIT_SETTLE_MAX_MS.
+function settleInit(act) {
+  return new Promise((resolve) => {
+    const limit = performance.now() + INIT_SETTLE_MAX_MS;
+    const tick = () => {
+      const now = performance.now();
+      const n = tracker.count(act);
+      if (quiet(act, n, now)) {
+        resolve();
+        return;
+      }
+      if (now >= limit) {
+        const labels = tracker.labels(act);
+        process.stderr.write(`coda nodejs runtime: ready after ${INIT_SETTLE_MAX_MS} ms although work started at init is still pending: ${labels.join(', ')}\n`);
+        resolve();
+        return;
+      }
+      // Outside every activation, as the poll timer: the runtime's timers are no user work.
+      als.exit(() => setTimeout(tick, POLL_MS));
+    };
+    als.exit(tick);
+  });
 }
 
 function dispatch(msg) {
@@ -381,7 +431,7 @@ function redirect(stream, name) {
   const orig = stream.write;
   stream.write = function write(chunk, encoding, cb) {
     const act = als.getStore();
-    if (act === undefined || act.closed) return orig.apply(this, arguments);
+    if (act === undefined || act.closed || act.init) return orig.apply(this, arguments);
     if (typeof encoding === 'function') cb = encoding;
     let text;
     if (typeof chunk === 'string') text = chunk;
@@ -397,7 +447,7 @@ function uncaught(kind) {
   return (err) => {
     const act = als.getStore();
     const text = `${kind}: ${err instanceof Error && err.stack ? err.stack : errorText(err)}\n`;
-    if (act === undefined || act.closed) {
+    if (act === undefined || act.closed || act.init) {
       process.stderr.write(text);
       return;
     }
@@ -414,6 +464,7 @@ function start() {
   process.on('uncaughtException', uncaught('Uncaught exception'));
   process.on('unhandledRejection', uncaught('Unhandled rejection'));
   if (tracker !== null) tracker.enable();
+  hooks.install(als, tracker);
   // Node.js loads fetch's HTTP client on the first call, which costs tens of milliseconds: a
   // stem cell pays that before it has an action, so that no activation does.
   fetch('data:,').then((r) => r.arrayBuffer()).catch(() => {});

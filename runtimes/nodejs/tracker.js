@@ -28,6 +28,7 @@ const K_HTTP = 8;
 const K_FETCH = 9;
 const K_WAIT = 10;
 const K_CRYPTO = 11; // a crypto job: one-shot when asynchronous
+const K_HOLD = 12; // held by the runtime's own module patches (hooks.js) until released
 
 const FIXED_KINDS = {
   __proto__: null,
@@ -140,6 +141,16 @@ class Tracker {
   add(act, key, op) {
     act.ops.set(key, op);
     act.gen++;
+  }
+
+  // hold counts an operation that the hooks in hooks.js know about and async_hooks cannot see
+  // (a request waiting in a library's queue), labelled label, until op.done is set or gone()
+  // says it will never be done. It returns the op, or null when act is not tracked.
+  hold(act, label, gone) {
+    if (act === undefined || act.closed) return null;
+    const op = new Op(K_HOLD, 'hold', gone || null, act, label);
+    this.add(act, op, op);
+    return op;
   }
 
   // waitUntil counts p until it settles, whatever it is waiting for.
@@ -284,6 +295,8 @@ class Tracker {
       case K_FETCH:
       case K_WAIT:
         return op.done ? GONE : LIVE;
+      case K_HOLD:
+        return op.done || (r !== null && r()) ? GONE : LIVE;
       default:
         return GONE;
     }
@@ -396,6 +409,8 @@ function label(op) {
       return `fetch ${r.method} ${r.origin || ''}${r.path || ''}`;
     case K_WAIT:
       return 'waitUntil promise';
+    case K_HOLD:
+      return op.label;
     case K_REQ:
       switch (op.type) {
         case 'GETADDRINFOREQWRAP':
