@@ -15,6 +15,11 @@ const { AsyncResource } = require('async_hooks');
 
 const kPatched = Symbol('coda.patched');
 const kWaiter = Symbol('coda.waiter'); // on a queued pg-pool PendingItem: {res, op}
+const kHold = Symbol('coda.hold'); // on an ioredis Command: its hold op, or null when not held
+const kSettle = Symbol('coda.settle'); // on a Command's resolve/reject wrappers
+
+// A package request (or, from an ES module, a file path) naming pg itself, not pg-pool & co.
+const PG_REQUEST = /(^|[\\/])pg([\\/]|$)/;
 
 // install wraps Module._load so that modules are patched when they are first loaded, by user
 // code or by a library (pg requires pg-pool), from CommonJS or from an ES module.
@@ -28,6 +33,14 @@ function install(als, tracker) {
         patchPgPool(exp, als, tracker);
       } catch (e) {
         process.stderr.write(`coda nodejs runtime: not patching pg-pool: ${e.message}\n`);
+      }
+    } else if (tracker !== null && typeof request === 'string') {
+      // Both patches only hold activations, so they are pointless with tracking off.
+      try {
+        if (request.includes('ioredis')) patchIoredis(exp, als, tracker);
+        else if (PG_REQUEST.test(request)) patchPgClient(exp, als, tracker);
+      } catch (e) {
+        process.stderr.write(`coda nodejs runtime: not patching ${request}: ${e.message}\n`);
       }
     }
     return exp;
@@ -98,4 +111,114 @@ function unrefIdleTimers(pool) {
   }
 }
 
-module.exports = { install, patchPgPool };
+// ---- clients that multiplex one connection --------------------------------------------------
+//
+// One client created at init and shared by overlapping activations pipelines their requests on
+// one socket, so the tracker's socket-level "awaiting a reply" cannot tell whose reply came in:
+// the first reply would count as everyone's. The client library knows which command is whose,
+// so each command issued inside an activation holds it until that command settles. This also
+// counts commands waiting in the library's own queue (ioredis's offline queue, pg's query queue).
+
+// patchIoredis patches the sendCommand of ioredis's Redis and Cluster (v4/v5): every command
+// passes through it, including those that go to the offline queue.
+function patchIoredis(exp, als, tracker) {
+  if (exp == null || (typeof exp !== 'function' && typeof exp !== 'object')) return;
+  const seen = new Set();
+  for (const C of [exp, exp.default, exp.Redis, exp.Cluster]) {
+    if (typeof C !== 'function' || C.prototype == null || seen.has(C)) continue;
+    seen.add(C);
+    const proto = C.prototype;
+    const orig = proto.sendCommand;
+    if (typeof orig !== 'function' || Object.prototype.hasOwnProperty.call(proto, kPatched)) continue;
+    proto[kPatched] = true;
+    proto.sendCommand = function sendCommand(command) {
+      if (command !== null && typeof command === 'object') holdCommand(command, als, tracker);
+      return orig.apply(this, arguments);
+    };
+  }
+}
+
+// holdCommand holds the activation that issued command until command settles. A command passes
+// through sendCommand more than once (the offline queue's flush, a resend after a reconnect or
+// a cluster redirection), from whatever context does that: only the first pass decides whose
+// it is. The settling is observed by wrapping command.resolve/reject rather than by a then() on
+// command.promise, which would mark a rejection nobody handles as handled.
+function holdCommand(command, als, tracker) {
+  const prev = command[kHold];
+  if (prev === null) return; // issued outside any activation
+  if (typeof command.resolve !== 'function' || typeof command.reject !== 'function') return;
+  if (prev !== undefined && command.resolve[kSettle] === prev) return; // already held
+  let op;
+  if (prev !== undefined) {
+    // The promise was re-created (a pipeline resent after MOVED): hold again for the same activation.
+    prev.done = true;
+    op = prev.act.closed ? null : tracker.hold(prev.act, prev.label, null);
+  } else {
+    const act = als.getStore();
+    op = act === undefined ? null : tracker.hold(act, 'redis ' + String(command.name).toUpperCase(), null);
+  }
+  command[kHold] = op;
+  if (op === null) return;
+  const { resolve, reject } = command;
+  command.resolve = settle(op, resolve);
+  command.reject = settle(op, reject);
+}
+
+function settle(op, fn) {
+  const w = function settleCommand() {
+    op.done = true;
+    return fn.apply(this, arguments);
+  };
+  w[kSettle] = op;
+  return w;
+}
+
+// patchPgClient patches pg's Client.prototype.query (8.x): a query issued inside an activation
+// holds it until the client finishes with it, which it always signals by calling the query's
+// handleReadyForQuery or handleError (also for a Submittable such as a Cursor, and for queued
+// queries failed by end() or a connection error).
+function patchPgClient(exp, als, tracker) {
+  if (exp == null || (typeof exp !== 'function' && typeof exp !== 'object')) return;
+  // Only plain properties are read: pg's `native` is a getter that loads pg-native.
+  for (const C of [exp, exp.Client]) {
+    if (typeof C !== 'function' || C.prototype == null) continue;
+    const proto = C.prototype;
+    const orig = proto.query;
+    if (typeof orig !== 'function' || typeof proto._pulseQueryQueue !== 'function') continue;
+    if (Object.prototype.hasOwnProperty.call(proto, kPatched)) continue;
+    proto[kPatched] = true;
+    proto.query = function query() {
+      const act = als.getStore();
+      const queue = this._queryQueue;
+      if (act === undefined || act.closed || !Array.isArray(queue)) return orig.apply(this, arguments);
+      // query() builds the Query object itself; it is caught as it is queued, before it can be
+      // submitted (a query that fails before that is failed on the next tick, and needs no hold).
+      queue.push = function push(...items) {
+        if (items.length === 1 && items[0] !== null && typeof items[0] === 'object') holdQuery(items[0], act, tracker);
+        return Array.prototype.push.apply(this, items);
+      };
+      try {
+        return orig.apply(this, arguments);
+      } finally {
+        delete queue.push;
+      }
+    };
+  }
+}
+
+function holdQuery(q, act, tracker) {
+  const { handleReadyForQuery, handleError } = q;
+  if (typeof handleReadyForQuery !== 'function' || typeof handleError !== 'function') return;
+  const op = tracker.hold(act, 'pg query', null);
+  if (op === null) return;
+  q.handleReadyForQuery = function handleReadyForQuery_() {
+    op.done = true;
+    return handleReadyForQuery.apply(this, arguments);
+  };
+  q.handleError = function handleError_() {
+    op.done = true;
+    return handleError.apply(this, arguments);
+  };
+}
+
+module.exports = { install, patchPgPool, patchIoredis, patchPgClient };
