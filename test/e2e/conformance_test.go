@@ -83,9 +83,13 @@ func TestConformance(t *testing.T) {
 	}
 	cases := []kindCase{
 		{kind: "nodejs:20", deploy: source("nodejs:20", conformJS), logsLine: "conformance log line",
-			badInit: func(t *testing.T, s *testenv.Server) { s.Deploy(t, "badinit-node", "nodejs:20", "function main( {", nil, nil) }},
+			badInit: func(t *testing.T, s *testenv.Server) {
+				s.Deploy(t, "badinit-node", "nodejs:20", "function main( {", nil, nil)
+			}},
 		{kind: "python:3.11", deploy: source("python:3", conformPy), logsLine: "conformance log line",
-			badInit: func(t *testing.T, s *testenv.Server) { s.Deploy(t, "badinit-py", "python:3", "def main(p:\n", nil, nil) }},
+			badInit: func(t *testing.T, s *testenv.Server) {
+				s.Deploy(t, "badinit-py", "python:3", "def main(p:\n", nil, nil)
+			}},
 		{kind: "go:1.26", deploy: source("go:1.26", conformGo), logsLine: "conformance log line",
 			badInit: func(t *testing.T, s *testenv.Server) {
 				// Go's init error is a compile error, reported when the action is created.
