@@ -42,7 +42,8 @@ func (b *Builder) goCmd(ctx context.Context, dir string, args ...string) ([]byte
 	cmd.Stdout = &output
 	cmd.Stderr = &output
 	// The go command forks compilers and linkers: kill the whole group, not just go.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a compile must not outlive a killed coda serve and keep writing into its data.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = killGrace
 	err := cmd.Run()
