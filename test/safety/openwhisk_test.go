@@ -17,7 +17,7 @@ import (
 const nodeBinary = "/usr/bin/node"
 
 // owClientTimeout is a hang guard for the whole client script.
-const owClientTimeout = 2 * time.Minute
+const owClientTimeout = 5 * time.Minute // includes compiling a Go action on a busy machine
 
 // TestOpenWhiskNpmClient drives Coda with the unmodified `openwhisk` npm client: create,
 // blocking invoke with result, full record, list and get activations, delete.

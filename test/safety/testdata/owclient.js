@@ -63,7 +63,22 @@ async function run() {
   }
   assert.ok(gone, 'the deleted action answers 404');
 
-  console.log(JSON.stringify({ ok: true, activationId: record.activationId, listed: listed.length, recordPolls: polls }));
+  // The other kinds, deployed and invoked the same way.
+  const others = {
+    'python:3.11': 'def main(params):\n    return {"greeting": "hello " + params.get("name", "world")}\n',
+    'go:1.26': 'package main\n\nfunc Main(p map[string]interface{}) map[string]interface{} {\n\treturn map[string]interface{}{"greeting": "hello " + p["name"].(string)}\n}\n',
+  };
+  const kinds = [];
+  for (const [kind, source] of Object.entries(others)) {
+    const kname = name + '-' + kind.split(':')[0];
+    await ow.actions.create({ name: kname, action: source, kind });
+    const r = await ow.actions.invoke({ name: kname, blocking: true, result: true, params: { name: kind } });
+    assert.deepStrictEqual(r, { greeting: 'hello ' + kind }, kind + ' through the npm client');
+    await ow.actions.delete({ name: kname });
+    kinds.push(kind);
+  }
+
+  console.log(JSON.stringify({ ok: true, activationId: record.activationId, listed: listed.length, recordPolls: polls, kinds }));
 }
 
 run().catch((e) => {
