@@ -101,15 +101,11 @@ func runCold(ctx context.Context, env *Env, r *Result) error {
 	if err := needCoda(env); err != nil {
 		return err
 	}
-	stem, err := env.Server(ctx, ServerOptions{StemCells: 2})
+	stem, fresh, err := stemAndFresh(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer stem.Close()
-	fresh, err := env.Server(ctx, ServerOptions{StemCells: 0})
-	if err != nil {
-		return err
-	}
 	defer fresh.Close()
 
 	warm, err := warmP50(ctx, env, stem, "nodejs:20", noopNode)
@@ -141,4 +137,16 @@ func runCold(ctx context.Context, env *Env, r *Result) error {
 	r.Check("cold (stem cell) − warm p50", ms(over), "<=", ms(goalColdOverWarm), " ms")
 	r.Note("a stem cell saves %s ms per cold start (median, fresh − stem cell)", num(ms(wf.P50-ws.P50)))
 	return nil
+}
+
+// stemAndFresh starts two servers that differ only in their stem cells (2 and none).
+func stemAndFresh(ctx context.Context, env *Env) (stem, fresh *Server, err error) {
+	if stem, err = env.Server(ctx, ServerOptions{StemCells: 2}); err != nil {
+		return nil, nil, err
+	}
+	if fresh, err = env.Server(ctx, ServerOptions{StemCells: 0}); err != nil {
+		stem.Close()
+		return nil, nil, err
+	}
+	return stem, fresh, nil
 }

@@ -43,15 +43,11 @@ func runKinds(ctx context.Context, env *Env, r *Result) error {
 	if err := needCoda(env); err != nil {
 		return err
 	}
-	stem, err := env.Server(ctx, ServerOptions{StemCells: 2})
+	stem, fresh, err := stemAndFresh(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer stem.Close()
-	fresh, err := env.Server(ctx, ServerOptions{StemCells: 0})
-	if err != nil {
-		return err
-	}
 	defer fresh.Close()
 
 	kinds := benchKinds()

@@ -103,12 +103,21 @@ func terminationCause(a *entity.Activation) string {
 	return t.Cause
 }
 
-func runActivationGet(ctx context.Context, r *runner, p *parsed) error {
+// activationTarget is the client and the activation id (argument or --last) of a command.
+func (r *runner) activationTarget(ctx context.Context, p *parsed) (*client.Client, string, error) {
 	c, err := r.client(p)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	id, err := activationID(ctx, c, p)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, id, nil
+}
+
+func runActivationGet(ctx context.Context, r *runner, p *parsed) error {
+	c, id, err := r.activationTarget(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -121,11 +130,7 @@ func runActivationGet(ctx context.Context, r *runner, p *parsed) error {
 }
 
 func runActivationResult(ctx context.Context, r *runner, p *parsed) error {
-	c, err := r.client(p)
-	if err != nil {
-		return err
-	}
-	id, err := activationID(ctx, c, p)
+	c, id, err := r.activationTarget(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -137,11 +142,7 @@ func runActivationResult(ctx context.Context, r *runner, p *parsed) error {
 }
 
 func runActivationLogs(ctx context.Context, r *runner, p *parsed) error {
-	c, err := r.client(p)
-	if err != nil {
-		return err
-	}
-	id, err := activationID(ctx, c, p)
+	c, id, err := r.activationTarget(ctx, p)
 	if err != nil {
 		return err
 	}
