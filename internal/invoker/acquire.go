@@ -12,7 +12,10 @@ import (
 )
 
 // initError is an action that could not be loaded: a developer error on its activation.
-type initError struct{ msg string }
+type initError struct {
+	msg  string
+	died bool // the runtime process exited without answering init
+}
 
 func (e *initError) Error() string { return e.msg }
 
@@ -27,6 +30,7 @@ func (p *Pool) acquire(ctx context.Context, a *activation) (*instance, error) {
 	if mem > p.cfg.MemoryMB {
 		return nil, fmt.Errorf("the action needs %d MB but the invoker's memory pool holds only %d MB", mem, p.cfg.MemoryMB)
 	}
+	retried := false
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -54,7 +58,16 @@ func (p *Pool) acquire(ctx context.Context, a *activation) (*instance, error) {
 			p.usedMB += mem
 			p.starting++
 			p.mu.Unlock()
-			return p.coldStart(ctx, a, key, mem)
+			in, err := p.coldStart(ctx, a, key, mem)
+			var ie *initError
+			if errors.As(err, &ie) && ie.died && !retried {
+				// A runtime that died before answering init (killed from outside, say) is
+				// not the action's fault: start one more before reporting an init error.
+				p.log.Warn("runtime died while loading an action; starting another", "err", err)
+				retried = true
+				continue
+			}
+			return in, err
 		}
 		p.evictLocked(mem)
 		ch := p.changed
@@ -173,8 +186,13 @@ func (p *Pool) coldStart(ctx context.Context, a *activation, key string, mem int
 		in.kill()
 		return nil, &initError{msg: msg}
 	}
+	died := func(msg string) (*instance, error) {
+		_, err := fail(msg)
+		err.(*initError).died = true
+		return nil, err
+	}
 	if err := in.send(init); err != nil {
-		return fail("the runtime exited before it could load the action")
+		return died("the runtime exited before it could load the action")
 	}
 	select {
 	case m := <-in.ready:
@@ -183,7 +201,11 @@ func (p *Pool) coldStart(ctx context.Context, a *activation, key string, mem int
 		}
 		in.tracked = m.End
 	case <-in.exited:
-		return fail("the runtime exited while loading the action")
+		why := "exit status 0"
+		if in.exitErr != nil {
+			why = in.exitErr.Error()
+		}
+		return died("the runtime exited while loading the action (" + why + ")")
 	case <-timer.C:
 		return fail(fmt.Sprintf("Initialization has failed: the action did not load within %d ms", limit.Milliseconds()))
 	case <-ctx.Done():

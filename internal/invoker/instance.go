@@ -57,6 +57,8 @@ type instance struct {
 	idleTimer   *time.Timer // pause or expiry timer while quiescent
 	idleGen     uint64      // invalidates stale idle timers
 
+	exitErr error // how the process ended; set before exited is closed
+
 	// ready is delivered by the reader when the runtime answers init.
 	ready chan protocol.Message
 	// exited is closed after the process exited and its output was read to the end.
@@ -175,6 +177,7 @@ func startInstance(ctx context.Context, host *sandbox.Host, spec sandbox.Spec, s
 	go in.readRaw(&readers, errR, "stderr")
 	go func() {
 		werr := proc.Wait()
+		in.exitErr = werr
 		readers.Wait()
 		closeAll(fromR, outR, errR)
 		done(in, werr)
