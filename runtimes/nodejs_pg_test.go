@@ -51,19 +51,7 @@ func TestNodePgPool(t *testing.T) {
 	t.Parallel()
 	dsn, conn := nodePostgres(t)
 	modules := testenv.NodeModules(t)
-	ctx := context.Background()
-	table := fmt.Sprintf("coda_rt_node_pool_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (key text PRIMARY KEY)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
-	committed := func(key string) bool {
-		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1", key).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	}
+	table, committed := pgScratchTable(t, conn, "coda_rt_node_pool")
 
 	p := startNode(t)
 	p.send(protocol.Message{Type: protocol.TypeInit, ID: "i-1", Main: "main",
@@ -135,5 +123,24 @@ exports.main = (p) => {
 		if m, _ := nodeFind(msgs, protocol.TypeEnd); m.Cause != protocol.CauseSettled || !committed("C") {
 			t.Fatalf("end = %+v, committed %v", m, committed("C"))
 		}
+	}
+}
+
+// pgScratchTable creates a table of keys for one test (dropped at its end) and returns it with
+// a check that a key's row is committed.
+func pgScratchTable(t *testing.T, conn *pgx.Conn, prefix string) (string, func(key string) bool) {
+	t.Helper()
+	ctx := context.Background()
+	table := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (key text PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	return table, func(key string) bool {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1", key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
 	}
 }

@@ -2,7 +2,6 @@ package runtimes
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -134,12 +133,7 @@ func TestNodePgSharedClient(t *testing.T) {
 	t.Parallel()
 	dsn, conn := nodePostgres(t)
 	modules := testenv.NodeModules(t)
-	ctx := context.Background()
-	table := fmt.Sprintf("coda_rt_node_client_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (key text PRIMARY KEY)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	table, committed := pgScratchTable(t, conn, "coda_rt_node_client")
 
 	p := startNode(t)
 	p.send(protocol.Message{Type: protocol.TypeInit, ID: "i-1", Main: "main",
@@ -157,11 +151,5 @@ exports.main = (p) => {
 	if m := p.next(protocol.TypeReady); m.Error != "" || !m.End {
 		t.Fatalf("ready = %+v", m)
 	}
-	nodeOverlapping(t, p, map[string]string{"A": "A", "B": "B"}, func(key string) bool {
-		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1", key).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	})
+	nodeOverlapping(t, p, map[string]string{"A": "A", "B": "B"}, committed)
 }
